@@ -111,13 +111,17 @@ export class KvStore {
   }
 
   /**
-   * Replace the whole state by a snapshot's content. A view that is still open keeps reading
-   * the old (immutable) base; its later `thaw()` does nothing.
+   * Replace the whole state by a snapshot's content (a Map is taken over, not copied). A view
+   * that is still open keeps reading the old (immutable) base; its later `thaw()` does nothing.
    */
-  restore(index: number, term: number, entries: Iterable<[string, string]>): void {
+  restore(
+    index: number,
+    term: number,
+    entries: Map<string, string> | Iterable<[string, string]>,
+  ): void {
     this.overlay = null;
     this.frozen = null;
-    this.base = new Map(entries);
+    this.base = entries instanceof Map ? entries : new Map(entries);
     this.count = this.base.size;
     this.appliedIndex = index;
     this.appliedTerm = term;

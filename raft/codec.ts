@@ -54,7 +54,7 @@ const decoder = new TextDecoder("utf-8", { fatal: true });
 
 /** Growable little-endian byte writer. */
 export class Writer {
-  private buf: Uint8Array;
+  private buf: Uint8Array<ArrayBuffer>;
   private view: DataView;
   pos = 0;
 
@@ -117,7 +117,7 @@ export class Writer {
   }
 
   /** The bytes written so far (a view: copy it if the writer is reused). */
-  finish(): Uint8Array {
+  finish(): Uint8Array<ArrayBuffer> {
     return this.buf.subarray(0, this.pos);
   }
 
@@ -243,7 +243,7 @@ export function readMeta(r: Reader): SnapshotMeta {
 
 // ---- messages -------------------------------------------------------------------------------
 
-export function encodeMessage(m: Message, w = new Writer()): Uint8Array {
+export function encodeMessage(m: Message, w = new Writer()): Uint8Array<ArrayBuffer> {
   w.u8(VERSION);
   w.u8(CODE_OF.get(m.type)!);
   w.str(m.from);

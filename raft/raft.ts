@@ -361,6 +361,32 @@ export class Raft {
     };
   }
 
+  /** The snapshot the core decided to install but has not handed out in a Ready yet. */
+  get installPending(): SnapshotMeta | null {
+    return this.pendingInstall;
+  }
+
+  /** Cheap accessors for the hot path (status() builds a whole report). */
+  get currentRole(): Role {
+    return this.role;
+  }
+
+  get leaderId(): NodeId {
+    return this.leader;
+  }
+
+  get currentTerm(): number {
+    return this.term;
+  }
+
+  /**
+   * The transport could not deliver a forwarded read (or gave up waiting): fail it now. The
+   * answer arrives as a ReadState with ok false, like any other failed read.
+   */
+  readFailed(ctx: number): void {
+    if (this.forwarded.delete(ctx)) this.readStates.push({ ctx, index: 0, ok: false });
+  }
+
   /** Entry `index` if the log still holds it (for tests and the simulator). */
   entryAt(index: number): Entry | undefined {
     return index > this.log.baseIndex() && index <= this.log.lastIndex()

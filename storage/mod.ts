@@ -33,8 +33,8 @@ export interface StorageOptions {
 export interface Recovered {
   hardState: HardState;
   snapshot: SnapshotMeta | null;
-  /** File of `snapshot`, to load into the state machine. */
-  snapshotPath: string | null;
+  /** The content of `snapshot`, for the state machine. */
+  state: Map<string, string> | null;
   /** Entries after the snapshot, contiguous. */
   entries: Entry[];
 }
@@ -76,9 +76,9 @@ export class DiskStorage {
       i === w.base.index ? w.base.term : w.entries[i - w.base.index - 1]?.term;
     const damaged: string[] = [];
     for (const s of await this.snapshots.list()) {
-      let meta: SnapshotMeta;
+      let meta: SnapshotMeta, state: Map<string, string>;
       try {
-        meta = await this.snapshots.verify(s.path);
+        ({ meta, state } = await this.snapshots.load(s.path));
       } catch (err) {
         if (!(err instanceof SnapshotCorruptError)) throw err;
         log(`${err.message}; trying an older snapshot`);
@@ -116,7 +116,7 @@ export class DiskStorage {
       return {
         hardState: { ...w.hardState, commit: Math.max(w.hardState.commit, meta.index) },
         snapshot: meta,
-        snapshotPath: s.path,
+        state,
         entries,
       };
     }
@@ -126,7 +126,7 @@ export class DiskStorage {
           `usable snapshot covers it` + (damaged.length ? ` (${damaged.join("; ")})` : ""),
       );
     }
-    return { hardState: w.hardState, snapshot: null, snapshotPath: null, entries: w.entries };
+    return { hardState: w.hardState, snapshot: null, state: null, entries: w.entries };
   }
 
   /**
@@ -161,6 +161,18 @@ export class DiskStorage {
 
   snapshotPath(meta: { index: number; term: number }): string {
     return this.snapshots.pathFor(meta);
+  }
+
+  receiveChunk(meta: SnapshotMeta, offset: number, data: Uint8Array): Promise<number> {
+    return this.snapshots.receiveChunk(meta, offset, data);
+  }
+
+  finishReceive(meta: SnapshotMeta): Promise<Map<string, string>> {
+    return this.snapshots.finishReceive(meta);
+  }
+
+  async loadSnapshot(meta: SnapshotMeta): Promise<Map<string, string>> {
+    return (await this.snapshots.load(this.snapshots.pathFor(meta))).state;
   }
 
   /** Bytes on disk: WAL segments and snapshot files. */

@@ -107,7 +107,8 @@ Deno.test("receiving a snapshot resumes at the offset the receiver already has",
     assertEquals(await dst.receivedBytes(meta), half);
     assertEquals(await dst.receiveChunk(meta, 10, bytes.subarray(10, 20)), half, "wrong offset");
     assertEquals(await dst.receiveChunk(meta, half, bytes.subarray(half)), bytes.length);
-    await dst.finishReceive(meta);
+    const state = await dst.finishReceive(meta);
+    assertEquals(state.size, 3000);
     const path = await dst.install(meta);
     assertEquals(await dst.verify(path), meta);
   }));

@@ -119,6 +119,17 @@ export class SnapshotStore {
     return meta!;
   }
 
+  /** Read, verify and load a snapshot file into a fresh map (one pass, bounded buffering). */
+  async load(path: string): Promise<{ meta: SnapshotMeta; state: Map<string, string> }> {
+    const state = new Map<string, string>();
+    let meta: SnapshotMeta | null = null;
+    for await (const chunk of this.read(path)) {
+      meta = chunk.meta;
+      for (const [k, v] of chunk.pairs) state.set(k, v);
+    }
+    return { meta: meta!, state };
+  }
+
   /**
    * Stream a snapshot's pairs, record by record, verifying every checksum and the structure
    * (META first, END last with the right count). The caller sees each record's pairs only
@@ -211,8 +222,8 @@ export class SnapshotStore {
     }
   }
 
-  /** The whole file arrived: sync and verify it. Returns its path, ready to install. */
-  async finishReceive(meta: SnapshotMeta): Promise<string> {
+  /** The whole file arrived: sync, verify and load it. Returns its content, ready to install. */
+  async finishReceive(meta: SnapshotMeta): Promise<Map<string, string>> {
     const path = this.receivePath(meta);
     const f = await Deno.open(path, { read: true, write: true });
     try {
@@ -220,22 +231,22 @@ export class SnapshotStore {
     } finally {
       f.close();
     }
-    let got: SnapshotMeta;
+    let got: { meta: SnapshotMeta; state: Map<string, string> };
     try {
-      got = await this.verify(path);
+      got = await this.load(path);
     } catch (err) {
       await Deno.remove(path).catch(() => {});
       throw err;
     }
-    if (got.index !== meta.index || got.term !== meta.term) {
+    if (got.meta.index !== meta.index || got.meta.term !== meta.term) {
       await Deno.remove(path).catch(() => {});
       throw new SnapshotCorruptError(
         path,
         0,
-        `holds ${got.term}/${got.index}, expected ${meta.term}/${meta.index}`,
+        `holds ${got.meta.term}/${got.meta.index}, expected ${meta.term}/${meta.index}`,
       );
     }
-    return path;
+    return got.state;
   }
 
   /** Make a received, verified snapshot a snapshot file (atomic rename + directory sync). */

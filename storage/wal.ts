@@ -82,6 +82,8 @@ export class Wal {
   private lastIndex = 0;
   private lastTerm = 0;
   private writing = false;
+  /** Bytes appended since open (all segments, including deleted ones). */
+  private written = 0;
 
   private constructor(readonly dir: string, private readonly opts: WalOptions) {}
 
@@ -271,6 +273,7 @@ export class Wal {
       if (w.pos === 0) return;
       await writeAll(this.file!, w.finish());
       seg.bytes += w.pos;
+      this.written += w.pos;
       if (b.sync) await this.file!.syncData();
     } finally {
       this.writing = false;
@@ -297,10 +300,17 @@ export class Wal {
     return n;
   }
 
-  stats(): { segments: number; bytes: number; firstSeq: number; lastIndex: number } {
+  stats(): {
+    segments: number;
+    bytes: number;
+    written: number;
+    firstSeq: number;
+    lastIndex: number;
+  } {
     return {
       segments: this.segments.length,
       bytes: this.segments.reduce((a, s) => a + s.bytes, 0),
+      written: this.written,
       firstSeq: this.segments[0]?.seq ?? 0,
       lastIndex: this.lastIndex,
     };

@@ -301,7 +301,18 @@ async function main(): Promise<void> {
       valueBytesMax: c.n["max-value-bytes"],
       raftBodyBytesMax: Math.max(c.n["max-append-bytes"] * 2, c.n["snapshot-chunk-bytes"]) + MiB,
     },
-    extraStatus: async () => ({ pid: Deno.pid, ...(await storage.diskUsage()) }),
+    extraStatus: async () => ({
+      pid: Deno.pid,
+      ...(await storage.diskUsage()),
+      stats: {
+        persistMs: node.stats.persistMs.summary(),
+        entriesPerBatch: node.stats.entriesPerBatch.summary(1),
+        appliedPerBatch: node.stats.appliedPerBatch.summary(1),
+        messagesPerBatch: node.stats.messagesPerBatch.summary(1),
+        appendRttMs: peers.appendRttMs.summary(),
+        appendHoldMs: node.stats.appendHoldMs.summary(),
+      },
+    }),
     log,
   });
   let server: Deno.HttpServer;

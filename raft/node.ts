@@ -17,6 +17,7 @@
 import { encodeCommand } from "../kv/command.ts";
 import type { ApplyResult, FrozenView, KvStore } from "../kv/store.ts";
 import { describeMessage } from "./describe.ts";
+import { Stat } from "./stats.ts";
 import { type ProposeResult, Raft, type RaftConfig, type RaftStatus } from "./raft.ts";
 import {
   canSendBeforePersist,
@@ -46,7 +47,8 @@ export interface Transport {
 export interface NodeStorage {
   /** Make a Ready's snapshot, hard state and entries durable (one sync when it must). */
   persist(rd: Ready): Promise<void>;
-  saveSnapshot(view: FrozenView, voters: string[]): Promise<SnapshotMeta>;
+  /** Write a snapshot of `view`; returns what it describes and its size on disk. */
+  saveSnapshot(view: FrozenView, voters: string[]): Promise<{ meta: SnapshotMeta; bytes: number }>;
   snapshotPath(meta: SnapshotMeta): string;
   /** Store a received chunk at `offset`; returns the bytes now held (where to resume). */
   receiveChunk(meta: SnapshotMeta, offset: number, data: Uint8Array): Promise<number>;
@@ -106,6 +108,9 @@ export class NotCommittedError extends Error {
   override name = "NotCommittedError";
 }
 
+/** WAL framing per entry record (record header + entry header), for snapshot accounting. */
+const ENTRY_OVERHEAD_BYTES = 30;
+
 interface WriteWaiter {
   term: number;
   resolve: (r: ApplyResult) => void;
@@ -140,6 +145,15 @@ export class RaftNode {
   private loopDone: Promise<void> = Promise.resolve();
   private fatal: unknown = null;
   private seen = { role: "", leader: "", term: -1 };
+  /** The driver's own measurements, for /cluster/status. */
+  readonly stats = {
+    persistMs: new Stat(),
+    entriesPerBatch: new Stat(),
+    appliedPerBatch: new Stat(),
+    messagesPerBatch: new Stat(),
+    /** Follower: from an append's arrival to its acknowledgement being ready (ms). */
+    appendHoldMs: new Stat(),
+  };
 
   private writes = new Map<number, WriteWaiter>();
   private reads = new Map<number, ReadWaiter>();
@@ -153,7 +167,9 @@ export class RaftNode {
 
   private snapshotting = false;
   private lastSnapshotIndex = 0;
+  /** Log bytes (commands plus framing) applied since the last snapshot, and its size. */
   private bytesSinceSnapshot = 0;
+  private lastSnapshotBytes = 0;
   /** A snapshot received from the leader and verified, until the core installs it. */
   private received: { meta: SnapshotMeta; state: Map<string, string> } | null = null;
 
@@ -239,15 +255,41 @@ export class RaftNode {
       if (canSendBeforePersist(m)) this.dispatch(m);
       else late.push(m);
     }
+    // Committed entries are durable on a majority and here already: apply them (and answer
+    // their clients) now rather than after this batch's sync. After a snapshot install they
+    // must wait for it.
+    if (!rd.snapshot) this.apply(rd.committed);
+    const t0 = performance.now();
     await this.storage.persist(rd);
+    if (rd.mustSync) {
+      this.stats.persistMs.add(performance.now() - t0);
+      this.stats.entriesPerBatch.add(rd.entries.length);
+    }
+    this.stats.messagesPerBatch.add(rd.messages.length);
     for (const m of late) this.dispatch(m);
-    if (rd.snapshot) await this.restoreSnapshot(rd.snapshot);
-    if (rd.committed.length > 0) this.applyEntries(rd.committed);
+    if (rd.snapshot) {
+      await this.restoreSnapshot(rd.snapshot);
+      this.apply(rd.committed);
+    }
     if (rd.readStates.length > 0) this.onReadStates(rd.readStates);
     if (this.readsAwaitingApply.length > 0) this.serveReads();
     this.core.advance(rd);
     this.noteRole();
     this.maybeSnapshot();
+  }
+
+  /** Apply entries committed since the last Ready without waiting for the sync in flight. */
+  private applyNow(): void {
+    const entries = this.core.takeCommitted();
+    if (entries.length === 0) return;
+    this.apply(entries);
+    if (this.readsAwaitingApply.length > 0) this.serveReads();
+  }
+
+  private apply(entries: Entry[]): void {
+    if (entries.length === 0) return;
+    this.applyEntries(entries);
+    this.stats.appliedPerBatch.add(entries.length);
   }
 
   private dispatch(m: Message): void {
@@ -285,7 +327,7 @@ export class RaftNode {
   private applyEntries(entries: Entry[]): void {
     for (const e of entries) {
       const result = this.kv.apply(e);
-      this.bytesSinceSnapshot += e.data.length;
+      this.bytesSinceSnapshot += e.data.length + ENTRY_OVERHEAD_BYTES;
       const w = this.writes.get(e.index);
       if (w === undefined) continue;
       this.writes.delete(e.index);
@@ -329,24 +371,33 @@ export class RaftNode {
     );
   }
 
+  /**
+   * Snapshot when `snapshotEntries` entries were applied since the last snapshot and the log
+   * written since then is at least half the size of that snapshot (so rewriting a large state
+   * stays a bounded share of the disk traffic), or when `snapshotBytes` of log were applied.
+   */
   private maybeSnapshot(): void {
     if (this.snapshotting || this.stopped) return;
     const since = this.kv.appliedIndex - this.lastSnapshotIndex;
     const { snapshotEntries, snapshotBytes } = this.opts;
-    const due = (snapshotEntries > 0 && since >= snapshotEntries) ||
-      (snapshotBytes > 0 && this.bytesSinceSnapshot >= snapshotBytes && since > 0);
+    const logBytes = this.bytesSinceSnapshot;
+    const due = since > 0 && (
+      (snapshotEntries > 0 && since >= snapshotEntries && logBytes >= this.lastSnapshotBytes / 2) ||
+      (snapshotBytes > 0 && logBytes >= snapshotBytes)
+    );
     if (!due) return;
     this.snapshotting = true;
     const view = this.kv.freeze();
     this.bytesSinceSnapshot = 0;
     const started = performance.now();
-    this.storage.saveSnapshot(view, this.voters).then((meta) => {
+    this.storage.saveSnapshot(view, this.voters).then(({ meta, bytes }) => {
       this.kv.thaw(view);
       if (this.stopped) return;
       this.lastSnapshotIndex = Math.max(this.lastSnapshotIndex, meta.index);
+      this.lastSnapshotBytes = bytes;
       this.core.compact(meta, Math.max(0, meta.index - this.opts.trailingEntries));
       this.opts.log(
-        `snapshot ${meta.term}/${meta.index} (${view.size} keys) written in ` +
+        `snapshot ${meta.term}/${meta.index} (${view.size} keys, ${bytes} bytes) written in ` +
           `${Math.round(performance.now() - started)} ms`,
       );
       this.schedule();
@@ -482,12 +533,25 @@ export class RaftNode {
           }
         }, this.opts.readTimeoutMs);
       });
-    } else if (m.type === "vote" || m.type === "append" || m.type === "snapshot") {
+    } else if (m.type === "append") {
+      const t0 = performance.now();
+      p = new Promise((resolve) =>
+        this.replyWaiters.push({
+          from: m.from,
+          type: m.type,
+          resolve: (r) => {
+            this.stats.appendHoldMs.add(performance.now() - t0);
+            resolve(r);
+          },
+        })
+      );
+    } else if (m.type === "vote" || m.type === "snapshot") {
       p = new Promise((resolve) => this.replyWaiters.push({ from: m.from, type: m.type, resolve }));
     } else {
       throw new RangeError(`${m.type} is not a request`);
     }
     this.core.step(m);
+    if (this.looping) this.applyNow();
     this.schedule();
     return p;
   }
@@ -525,6 +589,7 @@ export class RaftNode {
     if (this.stopped) return;
     this.checkPeerMessage(m);
     this.core.step(m);
+    if (this.looping) this.applyNow(); // a sync is in flight: do not make clients wait for it
     this.schedule();
   }
 

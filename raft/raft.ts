@@ -112,7 +112,8 @@ export class Raft {
   private leader: NodeId = "";
   private readonly log: RaftLog;
   private commit = 0;
-  /** Highest index handed out for applying (or covered by an installed snapshot). */
+  /** Highest index handed out for applying, by ready() or takeCommitted() (or covered by an
+   * installed snapshot). */
   private applied = 0;
   /** Newest snapshot this node holds durably (what it sends to followers that lag). */
   private snapshot: SnapshotMeta | null;
@@ -304,6 +305,7 @@ export class Raft {
     const entries = this.log.unstable();
     const applyTo = Math.min(this.commit, this.log.stable, this.applied + this.cfg.applyBatchMax);
     const committed = this.applied < applyTo ? this.log.slice(this.applied + 1, applyTo + 1) : [];
+    if (committed.length > 0) this.applied = applyTo; // handed out: never handed out again
     const rd: Ready = {
       hardState: hs,
       snapshot: this.pendingInstall,
@@ -320,6 +322,20 @@ export class Raft {
     this.pendingInstall = null;
     this.readyOut = rd;
     return rd;
+  }
+
+  /**
+   * Committed entries that may be applied right now, outside the Ready cycle: a driver whose
+   * Ready is waiting on a sync can apply what a majority acknowledged meanwhile (the entries
+   * are already durable here). Entries are handed out once, in order, shared with `ready()`.
+   */
+  takeCommitted(): Entry[] {
+    if (this.pendingInstall !== null || this.readyOut?.snapshot) return []; // install first
+    const applyTo = Math.min(this.commit, this.log.stable, this.applied + this.cfg.applyBatchMax);
+    if (applyTo <= this.applied) return [];
+    const entries = this.log.slice(this.applied + 1, applyTo + 1);
+    this.applied = applyTo;
+    return entries;
   }
 
   /** The driver did everything `rd` asked (persisted, sent, applied). */

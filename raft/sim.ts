@@ -407,7 +407,14 @@ class Simulation {
 
   private processReady(n: SimNode): void {
     if (n.pending !== null) {
-      if (n.pending.doneAt > this.time) return;
+      if (n.pending.doneAt > this.time) {
+        // While the sync runs, the driver applies what a majority acknowledged meanwhile.
+        if (this.rng.chance(0.5)) {
+          for (const e of n.core!.takeCommitted()) this.apply(n, e);
+          this.serveReads(n);
+        }
+        return;
+      }
       const rd = n.pending.rd;
       n.pending = null;
       this.finishReady(n, rd);
@@ -419,6 +426,9 @@ class Simulation {
     this.checkReplies(n, rd);
     // A leader may send appends before its own write is durable (thesis §10.2.1).
     for (const m of rd.messages) if (m.type === "append" || m.type === "snapshot") this.send(n, m);
+    // Committed entries are already durable here and on a majority: the driver applies them
+    // before this Ready's sync (after a snapshot install, only once it is installed).
+    if (!rd.snapshot) { for (const e of rd.committed) this.apply(n, e); }
     if (rd.mustSync && this.rng.chance(0.3)) {
       n.pending = { rd, doneAt: this.time + this.rng.int(1, 4) }; // a slow disk
     } else {
@@ -441,8 +451,10 @@ class Simulation {
     const core = n.core!;
     this.persist(n, rd);
     for (const m of rd.messages) if (m.type !== "append" && m.type !== "snapshot") this.send(n, m);
-    if (rd.snapshot) this.install(n, rd.snapshot);
-    for (const e of rd.committed) this.apply(n, e);
+    if (rd.snapshot) {
+      this.install(n, rd.snapshot);
+      for (const e of rd.committed) this.apply(n, e);
+    }
     for (const rs of rd.readStates) {
       const r = n.reads.get(rs.ctx);
       if (!r) continue;

@@ -147,10 +147,13 @@ export class DiskStorage {
   }
 
   /** Write the frozen state as a snapshot file, then release what it makes unnecessary. */
-  async saveSnapshot(view: FrozenView, voters: string[]): Promise<SnapshotMeta> {
+  async saveSnapshot(
+    view: FrozenView,
+    voters: string[],
+  ): Promise<{ meta: SnapshotMeta; bytes: number }> {
     const file = await this.snapshots.write(view, voters);
     await this.releaseOld();
-    return file.meta;
+    return { meta: file.meta, bytes: file.bytes };
   }
 
   private async releaseOld(): Promise<void> {

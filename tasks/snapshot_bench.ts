@@ -83,7 +83,7 @@ async function main(): Promise<number> {
     const view = kv.freeze();
     const snap = await withPauseMeter(() => storage.saveSnapshot(view, ["n1", "n2", "n3"]));
     kv.thaw(view);
-    const file = storage.snapshotPath(snap.result);
+    const file = storage.snapshotPath(snap.result.meta);
     const bytes = (await Deno.stat(file)).size;
     rows.push([
       "write snapshot",
@@ -151,7 +151,7 @@ async function main(): Promise<number> {
 
     // 3. loading a received snapshot (what a follower does before InstallSnapshot completes)
     const { storage: s3 } = await DiskStorage.open({ dataDir: dir, segmentBytes: 16 << 20 });
-    const load = await withPauseMeter(() => s3.loadSnapshot(snap.result));
+    const load = await withPauseMeter(() => s3.loadSnapshot(snap.result.meta));
     s3.close();
     rows.push([
       "load a received snapshot",

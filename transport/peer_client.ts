@@ -15,6 +15,7 @@
 import { decodeMessage, encodeMessage, Reader, Writer } from "../raft/codec.ts";
 import type { Transport } from "../raft/node.ts";
 import type { Message, NodeId, SnapshotRequest } from "../raft/types.ts";
+import { Stat } from "../raft/stats.ts";
 
 export const RAFT_ROUTES = {
   vote: "/raft/requestVote",
@@ -47,6 +48,8 @@ export class PeerClient implements Transport {
   private readonly inflight = new Set<AbortController>();
   /** Peers we currently fail to reach (logged once per outage, not per message). */
   private readonly down = new Set<NodeId>();
+  /** Round-trip times of appends (ms), request to reply. */
+  readonly appendRttMs = new Stat();
 
   constructor(private readonly opts: PeerClientOptions) {}
 
@@ -59,8 +62,10 @@ export class PeerClient implements Transport {
     const addr = this.opts.peers.get(m.to);
     if (this.closed || !route || !addr) return;
     const timeout = m.type === "readIndex" ? this.opts.readTimeoutMs : this.opts.rpcTimeoutMs;
+    const t0 = performance.now();
     this.post(m.to, `http://${addr}${route}`, encodeMessage(m), timeout).then((body) => {
       if (body === null) return this.fail(m);
+      if (m.type === "append") this.appendRttMs.add(performance.now() - t0);
       this.reachable(m.to);
       let reply: Message;
       try {

@@ -265,6 +265,8 @@ async function main(): Promise<void> {
     rpcTimeoutMs: c.n["rpc-timeout-ms"],
     readTimeoutMs: c.n["read-timeout-ms"],
     snapshotChunkBytes: c.n["snapshot-chunk-bytes"],
+    connectionsMax: c.n["max-inflight-appends"] + 4,
+    readConnectionsMax: 64,
     log: info,
   });
   let shuttingDown = false;

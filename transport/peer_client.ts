@@ -1,7 +1,9 @@
 /**
- * The Raft RPC client: sends the core's messages to peers over HTTP/1.1 (Deno fetch, which keeps
- * connections alive and reuses them) and hands each reply back to the node. Every request has a
- * timeout; a failure is reported so the core can stop streaming to an unreachable follower.
+ * The Raft RPC client: sends the core's messages to peers over HTTP/1.1 keep-alive connections
+ * (http_client.ts: a lean client, a pool per peer) and hands each reply back to the node. Every
+ * request has a timeout; a failure is reported so the core can stop streaming to an unreachable
+ * follower. Read-index requests, which wait for the leader's heartbeat round, use a pool of
+ * their own so they never hold up replication.
  *
  *   vote      -> POST /raft/requestVote      body: message        reply: message
  *   append    -> POST /raft/appendEntries    body: message        reply: message
@@ -16,6 +18,7 @@ import { decodeMessage, encodeMessage, Reader, Writer } from "../raft/codec.ts";
 import type { Transport } from "../raft/node.ts";
 import type { Message, NodeId, SnapshotRequest } from "../raft/types.ts";
 import { Stat } from "../raft/stats.ts";
+import { HttpPool } from "./http_client.ts";
 
 export const RAFT_ROUTES = {
   vote: "/raft/requestVote",
@@ -37,15 +40,19 @@ export interface PeerClientOptions {
   /** Timeout for a read-index request (the leader answers after a heartbeat round). */
   readTimeoutMs: number;
   snapshotChunkBytes: number;
+  /** Connections per peer for votes, appends and snapshots (appends in flight + a few). */
+  connectionsMax: number;
+  /** Connections per peer for read-index requests. */
+  readConnectionsMax: number;
   log: (msg: string) => void;
 }
 
-const OCTETS = { "content-type": "application/octet-stream" };
+const OCTETS = "application/octet-stream";
 
 export class PeerClient implements Transport {
   private sink: ReplySink | null = null;
   private closed = false;
-  private readonly inflight = new Set<AbortController>();
+  private readonly pools = new Map<string, HttpPool>();
   /** Peers we currently fail to reach (logged once per outage, not per message). */
   private readonly down = new Set<NodeId>();
   /** Round-trip times of appends (ms), request to reply. */
@@ -61,9 +68,10 @@ export class PeerClient implements Transport {
     const route = RAFT_ROUTES[m.type as keyof typeof RAFT_ROUTES];
     const addr = this.opts.peers.get(m.to);
     if (this.closed || !route || !addr) return;
-    const timeout = m.type === "readIndex" ? this.opts.readTimeoutMs : this.opts.rpcTimeoutMs;
+    const read = m.type === "readIndex";
+    const timeout = read ? this.opts.readTimeoutMs : this.opts.rpcTimeoutMs;
     const t0 = performance.now();
-    this.post(m.to, `http://${addr}${route}`, encodeMessage(m), timeout).then((body) => {
+    this.post(m.to, route, encodeMessage(m), timeout, read).then((body) => {
       if (body === null) return this.fail(m);
       if (m.type === "append") this.appendRttMs.add(performance.now() - t0);
       this.reachable(m.to);
@@ -90,9 +98,7 @@ export class PeerClient implements Transport {
   }
 
   private async streamSnapshot(m: SnapshotRequest, path: string): Promise<Message | null> {
-    const addr = this.opts.peers.get(m.to);
-    if (!addr) return null;
-    const url = `http://${addr}${RAFT_ROUTES.snapshot}`;
+    if (!this.opts.peers.has(m.to)) return null;
     const file = await Deno.open(path, { read: true });
     const started = performance.now();
     try {
@@ -116,7 +122,12 @@ export class PeerClient implements Transport {
         w.f64(offset);
         w.f64(total);
         w.bytes(chunk.subarray(0, n));
-        const body = await this.post(m.to, url, w.finish(), this.opts.rpcTimeoutMs * 4);
+        const body = await this.post(
+          m.to,
+          RAFT_ROUTES.snapshot,
+          w.finish(),
+          this.opts.rpcTimeoutMs * 4,
+        );
         if (body === null || this.closed) return null;
         const r = new Reader(body);
         const reply = decodeMessage(r.bytes(r.u32("reply length"), "reply"));
@@ -142,31 +153,45 @@ export class PeerClient implements Transport {
   /** POST and return the 200 body, or null on any failure (logged once per outage). */
   private async post(
     to: NodeId,
-    url: string,
-    body: Uint8Array<ArrayBuffer>,
+    path: string,
+    body: Uint8Array,
     timeoutMs: number,
+    read = false,
   ): Promise<Uint8Array | null> {
-    const ac = new AbortController();
-    const timer = setTimeout(() => ac.abort(), timeoutMs);
-    this.inflight.add(ac);
+    const pool = this.pool(to, read);
+    if (pool === null) return null;
     try {
-      const res = await fetch(url, { method: "POST", body, headers: OCTETS, signal: ac.signal });
-      const buf = new Uint8Array(await res.arrayBuffer());
-      if (res.status === 200) return buf;
+      const res = await pool.post(path, body, OCTETS, timeoutMs);
+      if (res.status === 200) return res.body;
       if (res.status !== 204) {
         this.unreachable(
           to,
-          `HTTP ${res.status} ${new TextDecoder().decode(buf.subarray(0, 200))}`,
+          `HTTP ${res.status} ${new TextDecoder().decode(res.body.subarray(0, 200))}`,
         );
       }
       return null;
     } catch (err) {
       this.unreachable(to, (err as Error).message);
       return null;
-    } finally {
-      clearTimeout(timer);
-      this.inflight.delete(ac);
     }
+  }
+
+  private pool(to: NodeId, read: boolean): HttpPool | null {
+    const key = `${to}/${read ? "read" : "rpc"}`;
+    let p = this.pools.get(key);
+    if (p === undefined) {
+      const addr = this.opts.peers.get(to);
+      const colon = addr?.lastIndexOf(":") ?? -1;
+      if (!addr || colon < 0) return null;
+      const host = addr.slice(0, colon).replace(/^\[|\]$/g, "");
+      p = new HttpPool(
+        host,
+        Number(addr.slice(colon + 1)),
+        read ? this.opts.readConnectionsMax : this.opts.connectionsMax,
+      );
+      this.pools.set(key, p);
+    }
+    return p;
   }
 
   private fail(m: Message): void {
@@ -183,10 +208,10 @@ export class PeerClient implements Transport {
     if (this.down.delete(to)) this.opts.log(`${to} is reachable again`);
   }
 
-  /** Abort every request in flight. */
+  /** Abort every request in flight and close every connection. */
   close(): void {
     this.closed = true;
-    for (const ac of this.inflight) ac.abort();
-    this.inflight.clear();
+    for (const p of this.pools.values()) p.close();
+    this.pools.clear();
   }
 }

@@ -284,7 +284,7 @@ async function main(): Promise<void> {
       pendingReadsMax: c.n["max-pending-reads"],
       log: info,
       onFatal: (err) => {
-        log(`FATAL: storage failed, stopping: ${(err as Error)?.stack ?? err}`);
+        log(`FATAL: cannot go on safely, stopping: ${(err as Error)?.stack ?? err}`);
         if (!shuttingDown) Deno.exit(1);
       },
     },

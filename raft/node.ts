@@ -240,13 +240,19 @@ export class RaftNode {
         await this.handleReady(this.core.ready());
       }
     } catch (err) {
-      this.fatal = err;
-      this.stopped = true;
-      clearInterval(this.ticker);
-      this.opts.onFatal(err);
+      this.die(err);
     } finally {
       this.looping = false;
     }
+  }
+
+  /** A failure that leaves the node unable to go on safely (storage, apply): stop it. */
+  private die(err: unknown): void {
+    if (this.fatal !== null) return;
+    this.fatal = err;
+    this.stopped = true;
+    clearInterval(this.ticker);
+    this.opts.onFatal(err);
   }
 
   private async handleReady(rd: Ready): Promise<void> {
@@ -280,10 +286,14 @@ export class RaftNode {
 
   /** Apply entries committed since the last Ready without waiting for the sync in flight. */
   private applyNow(): void {
-    const entries = this.core.takeCommitted();
-    if (entries.length === 0) return;
-    this.apply(entries);
-    if (this.readsAwaitingApply.length > 0) this.serveReads();
+    try {
+      const entries = this.core.takeCommitted();
+      if (entries.length === 0) return;
+      this.apply(entries);
+      if (this.readsAwaitingApply.length > 0) this.serveReads();
+    } catch (err) {
+      this.die(err); // entries were handed out: the state machine cannot go on consistently
+    }
   }
 
   private apply(entries: Entry[]): void {

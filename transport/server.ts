@@ -278,8 +278,20 @@ async function readJson(req: Request, max: number): Promise<Record<string, unkno
   return v as Record<string, unknown>;
 }
 
-/** Read a request body, refusing more than `max` bytes (413) without buffering the excess. */
+/**
+ * Read a request body, refusing more than `max` bytes (413) without buffering the excess. A
+ * client that goes away mid-body gets a 400 (nobody reads it) instead of an internal error.
+ */
 export async function readBody(req: Request, max: number): Promise<Uint8Array> {
+  try {
+    return await readBodyRaw(req, max);
+  } catch (err) {
+    if (err instanceof HttpError) throw err;
+    throw new HttpError(400, `could not read the request body: ${(err as Error).message}`);
+  }
+}
+
+async function readBodyRaw(req: Request, max: number): Promise<Uint8Array> {
   const cl = req.headers.get("content-length");
   if (cl !== null) {
     const n = Number(cl);

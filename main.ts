@@ -11,6 +11,7 @@ import { KvStore } from "./kv/store.ts";
 import { RaftNode } from "./raft/node.ts";
 import { defaultRaftConfig, Raft } from "./raft/raft.ts";
 import { Prng } from "./raft/rand.ts";
+import { Stat } from "./raft/stats.ts";
 import { DiskStorage } from "./storage/mod.ts";
 import { PeerClient } from "./transport/peer_client.ts";
 import { createHandler } from "./transport/server.ts";
@@ -65,6 +66,11 @@ export const FLAGS: FlagSpec[] = [
     help: "chunk size when streaming a snapshot to a follower",
   },
   { name: "wal-segment-bytes", default: 16 * MiB, help: "start a new WAL segment at this size" },
+  {
+    name: "wal-sync",
+    default: "auto",
+    help: "auto: block on WAL syncs while a follower, async while leader; blocking; async",
+  },
   { name: "max-body-bytes", default: 2 * MiB, help: "largest client request body (413 beyond)" },
   { name: "max-key-bytes", default: 4096, help: "largest key, UTF-8 bytes (400 beyond)" },
   { name: "max-value-bytes", default: MiB, help: "largest value, UTF-8 bytes (413 beyond)" },
@@ -90,6 +96,7 @@ export interface Config {
   port: number;
   peers: Map<string, string>;
   dataDir: string;
+  walSync: "auto" | "blocking" | "async";
   quiet: boolean;
   n: Record<string, number>;
 }
@@ -127,7 +134,7 @@ export function parseFlags(args: string[]): Config | "help" {
   const numeric = FLAGS.filter((f) => typeof f.default === "number").map((f) => f.name);
   const unknown: string[] = [];
   const a = parseArgs(args, {
-    string: ["id", "listen", "peers", "data-dir", ...numeric],
+    string: ["id", "listen", "peers", "data-dir", "wal-sync", ...numeric],
     boolean: ["help", "quiet"],
     unknown: (arg: string) => {
       unknown.push(arg);
@@ -187,12 +194,17 @@ export function parseFlags(args: string[]): Config | "help" {
     peers.set(pid, addr);
   }
   if (!peers.has(id)) throw new UsageError(`--peers must include this node (${id})`);
+  const walSync = a["wal-sync"] ?? "auto";
+  if (walSync !== "auto" && walSync !== "blocking" && walSync !== "async") {
+    throw new UsageError(`--wal-sync: expected auto, blocking or async, got "${walSync}"`);
+  }
   return {
     id,
     host: listen.host,
     port: listen.port,
     peers,
     dataDir: a["data-dir"] as string,
+    walSync,
     quiet: a.quiet === true,
     n,
   };
@@ -273,7 +285,7 @@ async function main(): Promise<void> {
   const node = new RaftNode(
     {
       raft: raftConfig,
-      random,
+      random: new Prng(seed ^ 0x5bd1e995).fn(), // the driver's own draws, apart from the core's
       peers: c.peers,
       tickMs: tick,
       writeTimeoutMs: c.n["write-timeout-ms"],
@@ -282,6 +294,7 @@ async function main(): Promise<void> {
       snapshotBytes: c.n["snapshot-bytes"],
       trailingEntries: c.n["snapshot-trailing-entries"],
       pendingReadsMax: c.n["max-pending-reads"],
+      blockingSync: ({ auto: "follower", blocking: "always", async: "never" } as const)[c.walSync],
       log: info,
       onFatal: (err) => {
         log(`FATAL: cannot go on safely, stopping: ${(err as Error)?.stack ?? err}`);
@@ -294,6 +307,15 @@ async function main(): Promise<void> {
     peers,
   );
   peers.attach(node);
+
+  // How late timers fire: the event loop's queueing delay, which every request also pays.
+  const loopLagMs = new Stat();
+  let lagLast = performance.now();
+  setInterval(() => {
+    const now = performance.now();
+    loopLagMs.add(Math.max(0, now - lagLast - 10));
+    lagLast = now;
+  }, 10);
 
   const handler = createHandler({
     node,
@@ -313,6 +335,7 @@ async function main(): Promise<void> {
         messagesPerBatch: node.stats.messagesPerBatch.summary(1),
         appendRttMs: peers.appendRttMs.summary(),
         appendHoldMs: node.stats.appendHoldMs.summary(),
+        eventLoopLagMs: loopLagMs.summary(),
       },
     }),
     log,

@@ -16,19 +16,24 @@ const OP_DEL = 2;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { fatal: true });
 
+/** Scratch space for encoding (grown as needed); the result is an exact-size copy. */
+let scratch = new Uint8Array(4096);
+
 export function encodeCommand(c: Command): Uint8Array {
-  const key = encoder.encode(c.key);
-  const value = c.op === "put" ? encoder.encode(c.value) : null;
-  const out = new Uint8Array(1 + 4 + key.length + (value ? 4 + value.length : 0));
-  const view = new DataView(out.buffer);
-  out[0] = c.op === "put" ? OP_PUT : OP_DEL;
-  view.setUint32(1, key.length, true);
-  out.set(key, 5);
-  if (value) {
-    view.setUint32(5 + key.length, value.length, true);
-    out.set(value, 9 + key.length);
+  const value = c.op === "put" ? c.value : "";
+  const max = 9 + 3 * (c.key.length + value.length); // UTF-8 needs at most 3 bytes per UTF-16 unit
+  if (scratch.length < max) scratch = new Uint8Array(Math.max(max, scratch.length * 2));
+  const view = new DataView(scratch.buffer);
+  scratch[0] = c.op === "put" ? OP_PUT : OP_DEL;
+  const k = encoder.encodeInto(c.key, scratch.subarray(5)).written;
+  view.setUint32(1, k, true);
+  let end = 5 + k;
+  if (c.op === "put") {
+    const v = encoder.encodeInto(value, scratch.subarray(end + 4)).written;
+    view.setUint32(end, v, true);
+    end += 4 + v;
   }
-  return out;
+  return scratch.slice(0, end);
 }
 
 export function decodeCommand(b: Uint8Array): Command {

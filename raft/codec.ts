@@ -111,6 +111,14 @@ export class Writer {
     this.pos += 2 + written;
   }
 
+  /** u32 length + UTF-8 (strings of any length), encoded straight into the buffer. */
+  str32(s: string): void {
+    this.ensure(4 + s.length * 3);
+    const { written } = encoder.encodeInto(s, this.buf.subarray(this.pos + 4));
+    this.view.setUint32(this.pos, written, true);
+    this.pos += 4 + written;
+  }
+
   /** Patch a u32 at an earlier position. */
   setU32(at: number, v: number): void {
     this.view.setUint32(at, v, true);
@@ -243,7 +251,15 @@ export function readMeta(r: Reader): SnapshotMeta {
 
 // ---- messages -------------------------------------------------------------------------------
 
-export function encodeMessage(m: Message, w = new Writer()): Uint8Array<ArrayBuffer> {
+/** An upper bound of a message's encoded size, so the writer never has to grow. */
+function sizeHint(m: Message): number {
+  let n = 128 + 3 * (m.from.length + m.to.length);
+  if (m.type === "append") { for (const e of m.entries) n += 21 + e.data.length; }
+  if (m.type === "snapshot") { for (const v of m.meta.voters) n += 2 + 3 * v.length; }
+  return n;
+}
+
+export function encodeMessage(m: Message, w = new Writer(sizeHint(m))): Uint8Array<ArrayBuffer> {
   w.u8(VERSION);
   w.u8(CODE_OF.get(m.type)!);
   w.str(m.from);

@@ -53,6 +53,7 @@ async function openNode(
       snapshotBytes: 0,
       trailingEntries: 100,
       pendingReadsMax: 100_000,
+      blockingSync: "follower",
       log: () => {},
       onFatal: (err) => {
         throw err;

@@ -31,6 +31,8 @@ export class Progress {
   readSeqAcked = 0;
   /** match as of the previous heartbeat (to notice appends that were lost). */
   matchAtHeartbeat = 0;
+  /** Highest commit index sent to this follower. */
+  commitSent = 0;
 
   constructor(readonly id: NodeId, next: number) {
     this.next = next;

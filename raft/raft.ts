@@ -13,6 +13,7 @@ import { Progress } from "./progress.ts";
 import {
   type AppendRequest,
   type AppendResponse,
+  canSendBeforePersist,
   type Entry,
   EntryType,
   type HardState,
@@ -338,6 +339,22 @@ export class Raft {
     return entries;
   }
 
+  /**
+   * A leader's appends (and snapshot requests) that may leave right now, outside the Ready
+   * cycle: while the driver waits on a sync, new proposals and freed flow-control slots need
+   * not wait for it (thesis §10.2.1 lets a leader replicate entries it has not synced yet).
+   * Every other message stays for the next Ready.
+   */
+  takeEarlyMessages(): Message[] {
+    if (this.role !== "leader") return [];
+    this.flush();
+    const early: Message[] = [];
+    const rest: Message[] = [];
+    for (const m of this.outbox) (canSendBeforePersist(m) ? early : rest).push(m);
+    this.outbox = rest;
+    return early;
+  }
+
   /** The driver did everything `rd` asked (persisted, sent, applied). */
   advance(rd: Ready): void {
     invariant(this.readyOut === rd, "advance() with a Ready that is not the outstanding one");
@@ -389,6 +406,10 @@ export class Raft {
 
   get leaderId(): NodeId {
     return this.leader;
+  }
+
+  get isLeaderNow(): boolean {
+    return this.role === "leader";
   }
 
   get currentTerm(): number {
@@ -706,12 +727,22 @@ export class Raft {
     return active >= this.quorum;
   }
 
-  /** Turn pending work into messages: appends where the window allows, beats where due. */
+  /**
+   * Turn pending work into messages: appends where the window allows, beats where due. A
+   * follower that has not heard the latest commit index gets a beat once nothing is in flight
+   * to it (while appends are in flight, the next one will carry it): followers apply promptly
+   * without one extra message per commit under load.
+   */
   private flush(): void {
     if (!this.sendDue && this.beatDue.size === 0) return;
     for (const pr of this.prs.values()) {
-      const sent = this.maybeSendAppend(pr, this.beatDue.has(pr.id));
-      if (!sent && this.beatDue.has(pr.id)) this.sendHeartbeat(pr);
+      const beat = this.beatDue.has(pr.id);
+      if (this.maybeSendAppend(pr, beat)) continue;
+      if (
+        beat || (pr.commitSent < this.commit && pr.inflight.length === 0 && pr.state !== "snapshot")
+      ) {
+        this.sendHeartbeat(pr);
+      }
     }
     this.beatDue.clear();
     this.sendDue = false;
@@ -758,6 +789,7 @@ export class Raft {
       leaderCommit: this.commit,
       readSeq: this.readSeq,
     });
+    pr.commitSent = this.commit;
     pr.sentEntries(prev + entries.length);
     return true;
   }
@@ -780,6 +812,7 @@ export class Raft {
       leaderCommit: this.commit,
       readSeq: this.readSeq,
     });
+    pr.commitSent = this.commit;
   }
 
   private handleAppendResp(m: AppendResponse): void {
@@ -829,7 +862,7 @@ export class Raft {
     const n = matches[this.quorum - 1];
     if (n <= this.commit || this.log.term(n) !== this.term) return;
     this.commit = n;
-    for (const id of this.prs.keys()) this.beatDue.add(id); // tell followers promptly
+    this.sendDue = true; // followers learn it with the next append or beat (flush)
     if (this.readsBeforeNoop.length > 0) {
       const waiting = this.readsBeforeNoop;
       this.readsBeforeNoop = [];

@@ -408,11 +408,13 @@ class Simulation {
   private processReady(n: SimNode): void {
     if (n.pending !== null) {
       if (n.pending.doneAt > this.time) {
-        // While the sync runs, the driver applies what a majority acknowledged meanwhile.
+        // While the sync runs, the driver applies what a majority acknowledged meanwhile, and a
+        // leader sends appends for new entries.
         if (this.rng.chance(0.5)) {
           for (const e of n.core!.takeCommitted()) this.apply(n, e);
           this.serveReads(n);
         }
+        if (this.rng.chance(0.5)) { for (const m of n.core!.takeEarlyMessages()) this.send(n, m); }
         return;
       }
       const rd = n.pending.rd;

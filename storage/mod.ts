@@ -132,8 +132,9 @@ export class DiskStorage {
   /**
    * Make the persistent part of a Ready durable: install a received snapshot (atomic rename),
    * then one WAL batch (reset, term/vote, entries, commit) with one sync if the Ready needs it.
+   * `blocking` writes and syncs with blocking calls (see WalBatch.blocking).
    */
-  async persist(rd: Ready): Promise<void> {
+  async persist(rd: Ready, blocking = false): Promise<void> {
     if (rd.snapshot) await this.snapshots.install(rd.snapshot);
     if (!rd.snapshot && !rd.hardState && rd.entries.length === 0) return;
     await this.wal.write({
@@ -142,6 +143,7 @@ export class DiskStorage {
       entries: rd.entries,
       commit: rd.hardState?.commit,
       sync: rd.mustSync,
+      blocking,
     });
     if (rd.snapshot) await this.releaseOld();
   }

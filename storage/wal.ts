@@ -51,6 +51,12 @@ export interface WalBatch {
   commit?: number;
   /** Sync before returning (needed when the batch holds a vote, a term or entries). */
   sync: boolean;
+  /**
+   * Write and sync with blocking calls instead of async ones. A sync blocks the event loop for
+   * its duration (~0.15-0.2 ms here) but skips two event-loop round trips, which cost far more
+   * on a busy node; worth it where the sync is the node's critical path (a follower's ack).
+   */
+  blocking?: boolean;
 }
 
 export interface WalOptions {
@@ -271,10 +277,15 @@ export class Wal {
         this.commit = b.commit;
       }
       if (w.pos === 0) return;
-      await writeAll(this.file!, w.finish());
+      if (b.blocking) {
+        writeAllSync(this.file!, w.finish());
+        if (b.sync) this.file!.syncDataSync();
+      } else {
+        await writeAll(this.file!, w.finish());
+        if (b.sync) await this.file!.syncData();
+      }
       seg.bytes += w.pos;
       this.written += w.pos;
-      if (b.sync) await this.file!.syncData();
     } finally {
       this.writing = false;
     }
@@ -347,6 +358,11 @@ function writeRecordEntry(w: Writer, e: Entry): void {
 export async function writeAll(f: Deno.FsFile, buf: Uint8Array): Promise<void> {
   let off = 0;
   while (off < buf.length) off += await f.write(buf.subarray(off));
+}
+
+export function writeAllSync(f: Deno.FsFile, buf: Uint8Array): void {
+  let off = 0;
+  while (off < buf.length) off += f.writeSync(buf.subarray(off));
 }
 
 /** fsync a directory so that file creations, renames and deletions in it are durable. */

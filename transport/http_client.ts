@@ -29,6 +29,29 @@ export interface HttpResponse {
 interface Waiter {
   resolve: (c: Connection) => void;
   reject: (e: Error) => void;
+  deadline: number;
+  timeoutMs: number;
+}
+
+const SWEEP_MS = 50;
+
+/** `p`, or a timeout error after `ms`; a result that arrives too late is passed to `dispose`. */
+function withTimeout<T>(p: Promise<T>, ms: number, dispose: (late: T) => void): Promise<T> {
+  return new Promise((resolve, reject) => {
+    let done = false;
+    const timer = setTimeout(() => {
+      done = true;
+      reject(new HttpClientError(`could not connect within ${ms} ms`));
+    }, ms);
+    p.then((v) => {
+      clearTimeout(timer);
+      if (done) dispose(v);
+      else resolve(v);
+    }, (err) => {
+      clearTimeout(timer);
+      if (!done) reject(err);
+    });
+  });
 }
 
 /** One keep-alive connection, used by one request at a time. */
@@ -38,6 +61,8 @@ class Connection {
   private start = 0;
   private end = 0;
   closed = false;
+  /** Closed by the pool because its request ran past the deadline. */
+  timedOut = false;
 
   constructor(readonly conn: Deno.TcpConn) {}
 
@@ -49,9 +74,9 @@ class Connection {
     } catch { /* already closed */ }
   }
 
-  async request(head: Uint8Array, body: Uint8Array): Promise<HttpResponse> {
-    await this.writeAll(head);
-    if (body.length > 0) await this.writeAll(body);
+  /** Send one request (head and body in one buffer: one write) and read its response. */
+  async request(req: Uint8Array): Promise<HttpResponse> {
+    await this.writeAll(req);
     const headEnd = await this.readUntilHeadEnd();
     const text = decoder.decode(this.buf.subarray(this.start, headEnd));
     this.start = headEnd + 4;
@@ -184,6 +209,10 @@ export class HttpPool {
   private waiting: Waiter[] = [];
   private closed = false;
   private readonly all = new Set<Connection>();
+  /** Connections with a request in flight, and when that request times out. */
+  private readonly busy = new Map<Connection, number>();
+  /** One timer checks every deadline (instead of one timer per request). */
+  private sweeper: ReturnType<typeof setInterval> | undefined;
 
   constructor(readonly host: string, readonly port: number, readonly connectionsMax: number) {}
 
@@ -194,39 +223,61 @@ export class HttpPool {
     contentType: string,
     timeoutMs: number,
   ): Promise<HttpResponse> {
-    const head = encoder.encode(
-      `POST ${path} HTTP/1.1\r\nhost: ${this.host}:${this.port}\r\ncontent-type: ${contentType}\r\n` +
-        `content-length: ${body.length}\r\n\r\n`,
-    );
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    let conn: Connection | null = null;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        conn?.close(); // unblocks its pending read or write
-        reject(new HttpClientError(`no answer within ${timeoutMs} ms`));
-      }, timeoutMs);
-    });
-    const acquiring = this.acquire();
+    const head = `POST ${path} HTTP/1.1\r\nhost: ${this.host}:${this.port}\r\n` +
+      `content-type: ${contentType}\r\ncontent-length: ${body.length}\r\n\r\n`;
+    const req = new Uint8Array(head.length + body.length); // the head is ASCII: 1 byte a char
+    encoder.encodeInto(head, req);
+    req.set(body, head.length);
+    const deadline = performance.now() + timeoutMs;
+    let conn: Connection;
     try {
-      try {
-        conn = await Promise.race([acquiring, timeout]);
-      } catch (err) {
-        // Timed out waiting for a connection: hand it back whenever it comes.
-        acquiring.then((c) => this.release(c), () => {});
-        throw err;
-      }
-      const res = await Promise.race([conn.request(head, body), timeout]);
+      conn = await this.acquire(deadline, timeoutMs);
+    } catch (err) {
+      throw err instanceof HttpClientError ? err : new HttpClientError((err as Error).message);
+    }
+    this.busy.set(conn, deadline);
+    this.startSweeping();
+    try {
+      const res = await conn.request(req);
+      this.busy.delete(conn);
       this.release(conn);
       return res;
     } catch (err) {
-      if (conn) this.discard(conn);
+      this.busy.delete(conn);
+      this.discard(conn);
+      if (conn.timedOut) throw new HttpClientError(`no answer within ${timeoutMs} ms`);
       throw err instanceof HttpClientError ? err : new HttpClientError((err as Error).message);
-    } finally {
-      clearTimeout(timer);
     }
   }
 
-  private async acquire(): Promise<Connection> {
+  private startSweeping(): void {
+    if (this.sweeper !== undefined) return;
+    this.sweeper = setInterval(() => this.sweep(), SWEEP_MS);
+  }
+
+  /** Close connections whose request is past its deadline (their read fails); expire waiters. */
+  private sweep(): void {
+    const now = performance.now();
+    for (const [c, deadline] of this.busy) {
+      if (deadline > now) continue;
+      this.busy.delete(c);
+      c.timedOut = true;
+      c.close();
+    }
+    const still: Waiter[] = [];
+    for (const w of this.waiting) {
+      if (w.deadline <= now) {
+        w.reject(new HttpClientError(`no connection free within ${w.timeoutMs} ms`));
+      } else still.push(w);
+    }
+    this.waiting = still;
+    if (this.busy.size === 0 && this.waiting.length === 0) {
+      clearInterval(this.sweeper);
+      this.sweeper = undefined;
+    }
+  }
+
+  private async acquire(deadline: number, timeoutMs: number): Promise<Connection> {
     if (this.closed) throw new HttpClientError("client closed");
     while (this.idle.length > 0) {
       const c = this.idle.pop()!;
@@ -236,7 +287,11 @@ export class HttpPool {
     if (this.open < this.connectionsMax) {
       this.open++;
       try {
-        const tcp = await Deno.connect({ hostname: this.host, port: this.port });
+        const tcp = await withTimeout(
+          Deno.connect({ hostname: this.host, port: this.port }),
+          timeoutMs,
+          (late) => late.close(),
+        );
         tcp.setNoDelay(true);
         const c = new Connection(tcp);
         this.all.add(c);
@@ -251,9 +306,20 @@ export class HttpPool {
         throw err;
       }
     }
-    return await new Promise<Connection>((resolve, reject) =>
-      this.waiting.push({ resolve, reject })
-    );
+    this.startSweeping();
+    return await new Promise<Connection>((resolve, reject) => {
+      let settled = false;
+      this.waiting.push({
+        // A connection handed to a waiter that already gave up goes back to the pool.
+        resolve: (c) => settled ? this.release(c) : (settled = true, resolve(c)),
+        reject: (e) => {
+          if (!settled) reject(e);
+          settled = true;
+        },
+        deadline,
+        timeoutMs,
+      });
+    });
   }
 
   private release(c: Connection): void {
@@ -278,11 +344,14 @@ export class HttpPool {
   private wakeNext(): void {
     const w = this.waiting.shift();
     if (!w) return;
-    this.acquire().then(w.resolve, w.reject);
+    this.acquire(w.deadline, w.timeoutMs).then(w.resolve, w.reject);
   }
 
   close(): void {
     this.closed = true;
+    clearInterval(this.sweeper);
+    this.sweeper = undefined;
+    this.busy.clear();
     for (const c of this.all) c.close();
     this.all.clear();
     this.idle = [];

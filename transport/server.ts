@@ -81,7 +81,7 @@ export function createHandler(ctx: ServerContext): (req: Request) => Promise<Res
     if (typeof body.value !== "string") {
       throw new HttpError(400, `"value" must be a string`);
     }
-    if (encoder.encode(body.value).length > limits.valueBytesMax) {
+    if (utf8Exceeds(body.value, limits.valueBytesMax)) {
       throw new HttpError(413, `value is longer than ${limits.valueBytesMax} bytes`);
     }
     const value = body.value;
@@ -205,7 +205,7 @@ export function createHandler(ctx: ServerContext): (req: Request) => Promise<Res
   function checkKey(key: unknown): string {
     if (typeof key !== "string") throw new HttpError(400, `"key" must be a string`);
     if (key === "") throw new HttpError(400, `"key" must not be empty`);
-    if (encoder.encode(key).length > limits.keyBytesMax) {
+    if (utf8Exceeds(key, limits.keyBytesMax)) {
       throw new HttpError(400, `key is longer than ${limits.keyBytesMax} bytes`);
     }
     return key;
@@ -264,11 +264,18 @@ function errorResponse(err: unknown, log: (m: string) => void): Response {
   return json(500, { error: `internal error: ${(err as Error)?.message ?? err}` });
 }
 
+/** Is `s` longer than `max` bytes in UTF-8? (Encodes only when it could be: 3 bytes a unit.) */
+function utf8Exceeds(s: string, max: number): boolean {
+  return s.length * 3 > max && encoder.encode(s).length > max;
+}
+
+const decoder = new TextDecoder();
+
 async function readJson(req: Request, max: number): Promise<Record<string, unknown>> {
   const bytes = await readBody(req, max);
   let v: unknown;
   try {
-    v = JSON.parse(new TextDecoder().decode(bytes));
+    v = JSON.parse(decoder.decode(bytes));
   } catch (err) {
     throw new HttpError(400, `malformed JSON: ${(err as Error).message}`);
   }

@@ -75,7 +75,7 @@ export const FLAGS: FlagSpec[] = [
   { name: "max-key-bytes", default: 4096, help: "largest key, UTF-8 bytes (400 beyond)" },
   { name: "max-value-bytes", default: MiB, help: "largest value, UTF-8 bytes (413 beyond)" },
   { name: "max-append-bytes", default: MiB, help: "entry bytes per AppendEntries message" },
-  { name: "max-inflight-appends", default: 4, help: "unanswered AppendEntries per follower" },
+  { name: "max-inflight-appends", default: 2, help: "unanswered AppendEntries per follower" },
   {
     name: "max-uncommitted-entries",
     default: 20_000,

@@ -287,11 +287,11 @@ export class RaftNode {
   private sendSoon(): void {
     if (this.sendQueued || !this.core.isLeaderNow) return;
     this.sendQueued = true;
-    setTimeout(() => {
+    queueMicrotask(() => {
       this.sendQueued = false;
       if (!this.looping || this.stopped) return;
       for (const m of this.core.takeEarlyMessages()) this.dispatch(m);
-    }, 0);
+    });
   }
 
   private async loop(): Promise<void> {

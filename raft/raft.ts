@@ -59,7 +59,7 @@ export const defaultRaftConfig = {
   preVote: true,
   checkQuorum: true,
   appendBytesMax: 1 << 20,
-  inflightAppendsMax: 4,
+  inflightAppendsMax: 2,
   uncommittedEntriesMax: 20_000,
   applyBatchMax: 4096,
 } satisfies Partial<RaftConfig>;

@@ -12,7 +12,7 @@
  * the leader's commitIndex) and serves every key from its own state (`stale=true` reads). Each
  * step prints PASS or FAIL; the exit code is 0 only if all passed.
  *
- * RANDOMIZED (any of --duration --nemesis --clients --seed --keys). Nodes in
+ * RANDOMIZED (any of --duration --nemesis --clients --seed --keys --load). Nodes in
  * `.cluster/chaos/run-<seed>` whose peer links all go through TCP proxies, one per direction
  * (link_proxy.ts ProxyMesh): node X's --peers names, for every other node Y, the proxy X->Y, so
  * a link can be cut in one direction with real connection failures. Clients talk to the nodes'
@@ -52,6 +52,10 @@
  * logged with a timestamp when it starts and ends; all end within --duration. A node process
  * that exits by itself fails the run; it is restarted after 1 s (as a supervisor would) so the
  * rest of the run still tests something, and it counts as affected meanwhile.
+ *
+ * A write load (--load N): N more writers put unique keys (disjoint from the checked ones) to
+ * the leader as fast as it takes them, over a lean keep-alive HTTP client; they are not in the
+ * history, but every put they saw acknowledged must read back with its value at the end.
  *
  * What is checked. After --duration seconds of faults, a recovery phase bounded to 30 s: heal
  * every link, resume and restart every node, wait for a leader and for a write to be acknowledged
@@ -93,6 +97,7 @@ import {
 } from "./_cluster.ts";
 import { type BlockMode, ProxyMesh } from "./link_proxy.ts";
 import { checkHistory, type Operation, smallestFailingWindow } from "./linearizability.ts";
+import { HttpPool } from "../transport/http_client.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Flags
@@ -118,6 +123,8 @@ export interface RandomizedConfig extends CommonConfig {
   clients: number;
   keys: number;
   seed: number;
+  /** Extra writers of unique keys outside the history (load), each read back at the end. */
+  load: number;
 }
 
 export type ChaosConfig = ScenarioConfig | RandomizedConfig;
@@ -138,12 +145,15 @@ Flags:
   --nemesis LIST     comma-separated faults among kill,pause,partition, or "none" (default all)
   --clients N        concurrent clients, each with one op outstanding, 1-64 (default 8)
   --keys N           number of keys the clients use, 1-1000 (default 5)
+  --load N           N more writers putting unique keys as fast as they can (a write load on
+                     top of the checked clients; every acknowledged one must read back), 0-256
+                     (default 0)
   --seed N           seed of the nemesis and the clients, 0-4294967295 (default random, printed)
   --base-port P      nodes listen on P..P+2, link proxies on P+3..P+8 (default 9301)
   --work-dir DIR     where scenario/ and run-<seed>/ go, inside .cluster (default .cluster/chaos)
   --help             print this help`;
 
-const RANDOMIZED_FLAGS = ["duration", "nemesis", "clients", "keys", "seed"];
+const RANDOMIZED_FLAGS = ["duration", "nemesis", "clients", "keys", "seed", "load"];
 
 function integerFlag(name: string, raw: unknown, min: number, max: number): number {
   const text = String(raw);
@@ -214,6 +224,7 @@ export function parseChaosArgs(
     clients: a.clients === undefined ? 8 : integerFlag("clients", a.clients, 1, 64),
     keys: a.keys === undefined ? 5 : integerFlag("keys", a.keys, 1, 1000),
     seed: a.seed === undefined ? randomSeed() : integerFlag("seed", a.seed, 0, 0xffffffff),
+    load: a.load === undefined ? 0 : integerFlag("load", a.load, 0, 256),
   };
 }
 
@@ -1141,6 +1152,10 @@ class Workload {
   readonly writesOk: number[] = [];
   /** Completion times of the availability probe's acknowledged writes. */
   readonly probesOk: number[] = [];
+  /** The load writers' acknowledged keys and values, and their other outcomes. */
+  readonly loadAcked = new Map<string, string>();
+  loadFailed = 0;
+  loadIndeterminate = 0;
   stop = false;
   #opId = 0;
   #value = 0;
@@ -1208,6 +1223,51 @@ class Workload {
         await sleep(50);
         continue;
       }
+      const named = o.class === "redirect" ? this.addrOf(o.leaderId) : undefined;
+      addr = named ?? this.nodes[++turn % this.nodes.length].addr;
+      if (named === undefined) await sleep(20);
+    }
+  }
+
+  /**
+   * A load writer (--load): puts unique keys `load-<slot>-<n>` to the leader (following 307s)
+   * over a lean keep-alive client, as fast as the cluster takes them. Not part of the history:
+   * its keys are disjoint from the checked ones. Every acknowledged put is read back at the end.
+   */
+  async loadWriter(slot: number, pools: Map<string, HttpPool>): Promise<void> {
+    let addr = this.nodes[slot % this.nodes.length].addr;
+    for (let n = 0, turn = 0; !this.stop; n++) {
+      const key = `load-${slot}-${n}`, value = `lv${slot}-${n}`;
+      const body = new TextEncoder().encode(JSON.stringify({ key, value }));
+      let r: HttpResult;
+      try {
+        const res = await pools.get(addr)!.request(
+          "PUT",
+          "/kv/put",
+          body,
+          "application/json",
+          CLIENT_TIMEOUT_MS,
+        );
+        let parsed: Record<string, unknown> | null = null;
+        try {
+          parsed = JSON.parse(new TextDecoder().decode(res.body));
+        } catch { /* the status decides */ }
+        r = { status: res.status, body: parsed };
+      } catch (err) {
+        // This client never retries a request by itself: a refused connection did not send it.
+        const msg = (err as Error).message;
+        r = {
+          error: /refused/i.test(msg) ? "refused" : /within/.test(msg) ? "timeout" : "network",
+          message: msg,
+        };
+      }
+      const o = classifyWrite("put", r);
+      if (o.class === "ok") {
+        this.loadAcked.set(key, value);
+        continue;
+      }
+      if (o.class === "indeterminate") this.loadIndeterminate++;
+      else this.loadFailed++;
       const named = o.class === "redirect" ? this.addrOf(o.leaderId) : undefined;
       addr = named ?? this.nodes[++turn % this.nodes.length].addr;
       if (named === undefined) await sleep(20);
@@ -1533,6 +1593,11 @@ async function runRandomized(
   const faultsFrom = performance.now();
   const clients = Array.from({ length: cfg.clients }, (_, slot) => work.client(slot));
   clients.push(work.probe());
+  const loadPools = new Map<string, HttpPool>();
+  for (const n of lay.nodes) {
+    loadPools.set(n.addr, new HttpPool("127.0.0.1", n.port, Math.max(1, cfg.load)));
+  }
+  for (let slot = 0; slot < cfg.load; slot++) clients.push(work.loadWriter(slot, loadPools));
   const progress = setInterval(() => {
     const c = work.counts;
     const last = work.writesOk.at(-1);
@@ -1585,6 +1650,7 @@ async function runRandomized(
     }
     work.stop = true;
     await Promise.all(clients);
+    for (const pool of loadPools.values()) pool.close();
     clearInterval(progress);
     const clientsStoppedAt = performance.now();
     log(`clients stopped; ${work.history.length} ops in the history`);
@@ -1593,6 +1659,9 @@ async function runRandomized(
     if (problems.length === 0) {
       const converged = await finalReadsAndConvergence(lay.nodes, work, recoveryDeadline);
       problems.push(...converged);
+    }
+    if (problems.length === 0 && cfg.load > 0) {
+      problems.push(...await readBackLoad(lay.nodes, work));
     }
     if (procs.unexpectedExits.length > 0) {
       problems.push(`node process(es) exited by themselves: ${procs.unexpectedExits.join("; ")}`);
@@ -1604,6 +1673,53 @@ async function runRandomized(
     work.stop = true;
     await cleanup();
   }
+}
+
+/**
+ * Every put the load writers saw acknowledged must read back with its value (linearizable reads
+ * spread over the nodes). A missing or different value is a lost acknowledged write.
+ */
+async function readBackLoad(nodes: NodeSpec[], work: Workload): Promise<string[]> {
+  const entries = [...work.loadAcked];
+  let missing = 0, unreadable = 0;
+  const examples: string[] = [];
+  const t0 = performance.now();
+  await parallel(entries.map((e, i) => [e, i] as const), 32, async ([[key, value], i]) => {
+    for (let attempt = 0;; attempt++) {
+      const r = await getRequest(
+        nodes[(i + attempt) % nodes.length].addr,
+        key,
+        false,
+        CLIENT_TIMEOUT_MS,
+      );
+      if ("status" in r && r.status === 200 && r.body?.value === value) return;
+      if ("status" in r && (r.status === 200 || r.status === 404)) {
+        missing++;
+        if (examples.length < 5) {
+          examples.push(`${key}: got ${JSON.stringify(r.body?.value ?? null)}`);
+        }
+        return;
+      }
+      if (attempt >= 5) {
+        unreadable++;
+        return;
+      }
+      await sleep(100);
+    }
+  });
+  log(
+    `load: ${entries.length} acknowledged writes read back in ${secs(performance.now() - t0)}: ` +
+      `${missing} lost, ${unreadable} unreadable; ${work.loadIndeterminate} indeterminate and ` +
+      `${work.loadFailed} refused writes not checked`,
+  );
+  const problems: string[] = [];
+  if (missing > 0) {
+    problems.push(`${missing} acknowledged load writes lost (${examples.join("; ")})`);
+  }
+  if (unreadable > 0) {
+    problems.push(`${unreadable} acknowledged load writes could not be read back`);
+  }
+  return problems;
 }
 
 /**

@@ -192,7 +192,15 @@ Deno.test("flags: no randomized flag is the scenario; defaults; bad values are u
   assertEquals(scenario(parseChaosArgs(["--base-port", "9400"])).basePort, 9400);
 
   const r = randomized(parseChaosArgs(["--seed", "5"]));
-  assertEquals([r.durationS, r.nemeses, r.clients, r.keys, r.seed], [60, [...NEMESES], 8, 5, 5]);
+  assertEquals([r.durationS, r.nemeses, r.clients, r.keys, r.seed, r.load], [
+    60,
+    [...NEMESES],
+    8,
+    5,
+    5,
+    0,
+  ]);
+  assertEquals(randomized(parseChaosArgs(["--load", "16"])).load, 16);
   const picked = randomized(
     parseChaosArgs(["--duration", "10", "--nemesis", "pause,kill"], () => 77),
   );
@@ -207,6 +215,7 @@ Deno.test("flags: no randomized flag is the scenario; defaults; bad values are u
     [["--nemesis", "kill,flood"], "flood"],
     [["--clients", "0"], "--clients"],
     [["--keys", "1001"], "--keys"],
+    [["--load", "257"], "--load"],
     [["--seed", "4294967296"], "--seed"],
     [["--base-port", "80"], "--base-port"],
     [["--duration", "5", "--duration", "6"], "more than once"],
@@ -409,7 +418,7 @@ Deno.test({
 
 Deno.test({
   name:
-    "randomized mode: 15 s of kills, pauses and partitions, 6 clients, seed 7: linearizable and converged",
+    "randomized mode: 15 s of kills, pauses and partitions, 6 clients and 4 load writers, seed 7: linearizable, converged, no acknowledged write lost",
   async fn() {
     const dir = workDir();
     const args = [
@@ -423,6 +432,8 @@ Deno.test({
       "3",
       "--seed",
       "7",
+      "--load",
+      "4",
       "--base-port",
       String(freePorts(9)),
       "--work-dir",
@@ -433,6 +444,10 @@ Deno.test({
     assertEquals(r.code, 0, output);
     assert(output.includes("verdict: linearizable"), output);
     assert(output.includes("convergence: every node at lastApplied"), output);
+    assert(
+      /load: [1-9]\d* acknowledged writes read back in .*: 0 lost, 0 unreadable/.test(output),
+      output,
+    );
     assert(/faults injected: kill \d+, pause \d+, partition \d+/.test(output), output);
     assert(output.includes("chaos PASSED (seed 7)"), output);
     await Deno.remove(join(PROJECT_ROOT, dir), { recursive: true });

@@ -217,13 +217,24 @@ export class HttpPool {
   constructor(readonly host: string, readonly port: number, readonly connectionsMax: number) {}
 
   /** POST `body` to `path`; rejects on any network error or after `timeoutMs`. */
-  async post(
+  post(
     path: string,
     body: Uint8Array,
     contentType: string,
     timeoutMs: number,
   ): Promise<HttpResponse> {
-    const head = `POST ${path} HTTP/1.1\r\nhost: ${this.host}:${this.port}\r\n` +
+    return this.request("POST", path, body, contentType, timeoutMs);
+  }
+
+  /** Send one request; rejects on any network error or after `timeoutMs`. */
+  async request(
+    method: string,
+    path: string,
+    body: Uint8Array,
+    contentType: string,
+    timeoutMs: number,
+  ): Promise<HttpResponse> {
+    const head = `${method} ${path} HTTP/1.1\r\nhost: ${this.host}:${this.port}\r\n` +
       `content-type: ${contentType}\r\ncontent-length: ${body.length}\r\n\r\n`;
     const req = new Uint8Array(head.length + body.length); // the head is ASCII: 1 byte a char
     encoder.encodeInto(head, req);

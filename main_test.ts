@@ -70,6 +70,23 @@ class TestCluster {
   }
 }
 
+/** Run `fn` against a fresh cluster; print the nodes' logs if it fails; stop it either way. */
+async function withCluster(
+  count: number,
+  flags: string[],
+  fn: (c: TestCluster) => Promise<void>,
+): Promise<void> {
+  const c = await TestCluster.start(count, flags);
+  try {
+    await fn(c);
+  } catch (err) {
+    console.error(await c.logs());
+    throw err;
+  } finally {
+    await c.stop();
+  }
+}
+
 async function put(addr: string, key: string, value: string): Promise<number> {
   const res = await fetch(`http://${addr}/kv/put`, {
     method: "PUT",
@@ -128,8 +145,7 @@ Deno.test({
     "failover: SIGKILL the leader, a new one within 3 s, no acknowledged write lost, the old one catches up",
   sanitizeResources: false, // fetch keep-alive connections to killed nodes close asynchronously
   async fn() {
-    const c = await TestCluster.start(3);
-    try {
+    await withCluster(3, [], async (c) => {
       const l1 = await c.leader();
       const acked = await putMany(l1.addr, "a", 100);
       assertEquals(acked.size, 100);
@@ -168,12 +184,7 @@ Deno.test({
       for (const [k, v] of acked) {
         assertEquals(await get(c.node(l1.id).addr, k, true), { status: 200, value: v });
       }
-    } catch (err) {
-      console.error(await c.logs());
-      throw err;
-    } finally {
-      await c.stop();
-    }
+    });
   },
 });
 
@@ -181,8 +192,7 @@ Deno.test({
   name: "SIGKILL all three nodes and restart: every acknowledged write is still there",
   sanitizeResources: false,
   async fn() {
-    const c = await TestCluster.start(3);
-    try {
+    await withCluster(3, [], async (c) => {
       const l = await c.leader();
       const acked = await putMany(l.addr, "k", 200, 16);
       await Promise.all(c.lay.nodes.map((n) => c.kill9(n.id)));
@@ -192,12 +202,7 @@ Deno.test({
       // and a follower serves them too (linearizable read through the leader)
       const f = c.lay.nodes.find((n) => n.id !== l2.id)!;
       await expectAll(f.addr, acked);
-    } catch (err) {
-      console.error(await c.logs());
-      throw err;
-    } finally {
-      await c.stop();
-    }
+    });
   },
 });
 
@@ -206,8 +211,7 @@ Deno.test({
     "a follower that missed 50,000 writes catches up through InstallSnapshot and serves every key",
   sanitizeResources: false,
   async fn() {
-    const c = await TestCluster.start(3);
-    try {
+    await withCluster(3, [], async (c) => {
       const l = await c.leader();
       const f = c.lay.nodes.find((n) => n.id !== l.id)!;
       const p = c.procs.get(f.id)!;
@@ -250,12 +254,7 @@ Deno.test({
           }
         }
       }));
-    } catch (err) {
-      console.error(await c.logs());
-      throw err;
-    } finally {
-      await c.stop();
-    }
+    });
   },
 });
 
@@ -263,15 +262,14 @@ Deno.test({
   name: "bad input gets a JSON error with the right status, and the node keeps serving",
   sanitizeResources: false,
   async fn() {
-    const c = await TestCluster.start(3, [
+    await withCluster(3, [
       "--max-body-bytes",
       "1000",
       "--max-key-bytes",
       "50",
       "--max-value-bytes",
       "100",
-    ]);
-    try {
+    ], async (c) => {
       const l = await c.leader();
       const follower = c.lay.nodes.find((n) => n.id !== l.id)!;
       const L = `http://${l.addr}`;
@@ -367,12 +365,7 @@ Deno.test({
       assertEquals(await get(follower.addr, "after"), { status: 200, value: "still serving" });
       const st = await fetchStatus(l.addr);
       assertEquals([st?.role, st?.currentTerm], ["leader", l.term]);
-    } catch (err) {
-      console.error(await c.logs());
-      throw err;
-    } finally {
-      await c.stop();
-    }
+    });
   },
 });
 

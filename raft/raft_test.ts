@@ -84,6 +84,23 @@ function append(
   };
 }
 
+/** A follower's successful append response to leader n1. */
+function ack(r: Raft, from: string, matchIndex: number, readSeq: number): AppendResponse {
+  return {
+    type: "appendResp",
+    from,
+    to: "n1",
+    term: r.currentTerm,
+    success: true,
+    matchIndex,
+    conflictIndex: 0,
+    conflictTerm: 0,
+    rejectIndex: 0,
+    lastLogIndex: matchIndex,
+    readSeq,
+  };
+}
+
 function only<T extends Message["type"]>(rd: Ready, type: T): Extract<Message, { type: T }>[] {
   return rd.messages.filter((m) => m.type === type) as Extract<Message, { type: T }>[];
 }
@@ -246,34 +263,10 @@ Deno.test("a new leader appends a no-op and commits only by a majority of its ow
   assertEquals([noop.index, noop.type], [2, EntryType.Noop]);
   const a = only(rd, "append").find((m) => m.to === "n2")!;
   // n2 acknowledges only the old entry 1: that is not enough to commit anything.
-  r.step({
-    type: "appendResp",
-    from: "n2",
-    to: "n1",
-    term: r.currentTerm,
-    success: true,
-    matchIndex: 1,
-    conflictIndex: 0,
-    conflictTerm: 0,
-    rejectIndex: 0,
-    lastLogIndex: 1,
-    readSeq: a.readSeq,
-  });
+  r.step(ack(r, "n2", 1, a.readSeq));
   drain(r);
   assertEquals(r.status().commitIndex, 0, "entry 1 is from an older term");
-  r.step({
-    type: "appendResp",
-    from: "n2",
-    to: "n1",
-    term: r.currentTerm,
-    success: true,
-    matchIndex: 2,
-    conflictIndex: 0,
-    conflictTerm: 0,
-    rejectIndex: 0,
-    lastLogIndex: 2,
-    readSeq: a.readSeq,
-  });
+  r.step(ack(r, "n2", 2, a.readSeq));
   const rd2 = drain(r);
   assertEquals(r.status().commitIndex, 2, "the no-op commits, and entry 1 with it");
   const rd3 = drain(r);
@@ -299,19 +292,7 @@ Deno.test("a read on the leader waits for a heartbeat round acknowledged by a ma
   elect(r);
   let rd = drain(r);
   // Commit the no-op first.
-  r.step({
-    type: "appendResp",
-    from: "n2",
-    to: "n1",
-    term: r.currentTerm,
-    success: true,
-    matchIndex: 1,
-    conflictIndex: 0,
-    conflictTerm: 0,
-    rejectIndex: 0,
-    lastLogIndex: 1,
-    readSeq: 0,
-  });
+  r.step(ack(r, "n2", 1, 0));
   drain(r);
   drain(r);
   r.readIndex(42);
@@ -321,19 +302,7 @@ Deno.test("a read on the leader waits for a heartbeat round acknowledged by a ma
   assertEquals(beats.length, 2);
   const seq = beats[0].readSeq;
   assert(seq > 0);
-  r.step({
-    type: "appendResp",
-    from: "n3",
-    to: "n1",
-    term: r.currentTerm,
-    success: true,
-    matchIndex: 1,
-    conflictIndex: 0,
-    conflictTerm: 0,
-    rejectIndex: 0,
-    lastLogIndex: 1,
-    readSeq: seq,
-  });
+  r.step(ack(r, "n3", 1, seq));
   rd = drain(r);
   assertEquals(rd.readStates, [{ ctx: 42, index: 1, ok: true }]);
 });

@@ -48,7 +48,7 @@ export const FLAGS: FlagSpec[] = [
   {
     name: "snapshot-entries",
     default: 10_000,
-    help: "snapshot after this many applied entries (0: off)",
+    help: "snapshot after about this many applied entries (0: off; see the README)",
   },
   {
     name: "snapshot-bytes",
@@ -236,6 +236,7 @@ async function main(): Promise<void> {
   try {
     opened = await DiskStorage.open({
       dataDir: c.dataDir,
+      info,
       segmentBytes: c.n["wal-segment-bytes"],
       log,
     });

@@ -27,7 +27,10 @@ export interface StorageOptions {
   segmentBytes: number;
   /** Snapshot files kept (at least 1; 2 allows falling back from a damaged newest one). */
   snapshotsKept?: number;
+  /** Warnings: torn tails cut off, damaged snapshots skipped. */
   log?: (msg: string) => void;
+  /** Routine news: old snapshots deleted. */
+  info?: (msg: string) => void;
 }
 
 export interface Recovered {
@@ -56,7 +59,7 @@ export class DiskStorage {
     const log = opts.log ?? (() => {});
     const lock = await lockDataDir(opts.dataDir);
     try {
-      const snapshots = await SnapshotStore.open(join(opts.dataDir, "snap"), log);
+      const snapshots = await SnapshotStore.open(join(opts.dataDir, "snap"), opts.info ?? log);
       const { wal, state } = await Wal.open(join(opts.dataDir, "wal"), {
         segmentBytes: opts.segmentBytes,
         log,

@@ -427,3 +427,34 @@ Deno.test("a bad flag exits with code 2 and a usage message on stderr", async ()
   const err = new TextDecoder().decode(out.stderr);
   assert(err.includes("--listen is required") && err.includes("Usage:"), err);
 });
+
+Deno.test("a second node on the same data dir fails at start with a clear message", async () => {
+  await withCluster(1, [], async (c) => {
+    await c.leader();
+    const n = c.lay.nodes[0];
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--allow-net=127.0.0.1",
+        `--allow-read=${n.dataDir}`,
+        `--allow-write=${n.dataDir}`,
+        "main.ts",
+        "--id",
+        n.id,
+        "--listen",
+        `127.0.0.1:${n.port + 50}`,
+        "--peers",
+        `${n.id}=127.0.0.1:${n.port + 50}`,
+        "--data-dir",
+        n.dataDir,
+      ],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const err = new TextDecoder().decode(out.stderr);
+    assertEquals(out.code, 1, err);
+    const pid = c.procs.get(n.id)!.pid;
+    assert(err.includes(`is in use by another process (pid ${pid})`), err);
+    assertEquals((await fetchStatus(n.addr))?.role, "leader", "the first node is unharmed");
+  });
+});

@@ -17,6 +17,7 @@ import {
   type Started,
   startNode,
   stopPid,
+  stopStarted,
   tail,
   waitForLeader,
 } from "./tasks/_cluster.ts";
@@ -61,10 +62,7 @@ class TestCluster {
   }
 
   async stop(): Promise<void> {
-    await Promise.all([...this.procs].map(async ([id, p]) => {
-      await stopPid(p.pid, id, 3000);
-      await p.child.status;
-    }));
+    await stopStarted(this.procs, 3000);
     this.procs.clear();
     await Deno.remove(this.lay.root, { recursive: true }).catch(() => {});
   }

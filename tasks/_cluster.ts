@@ -159,6 +159,20 @@ function killIfAlive(pid: number, sig: Deno.Signal): boolean {
   }
 }
 
+/**
+ * Stop nodes this process started (id and its Started), all at once: SIGTERM, SIGKILL after
+ * `graceMs`, then wait for each child so none is left a zombie.
+ */
+export async function stopStarted(
+  nodes: Iterable<[string, Started]>,
+  graceMs = 5000,
+): Promise<void> {
+  await Promise.all([...nodes].map(async ([id, s]) => {
+    await stopPid(s.pid, id, graceMs);
+    await s.child.status;
+  }));
+}
+
 /** Send a signal to node `id` at `pid` (SIGKILL, SIGSTOP, SIGCONT), checking it is ours. */
 export async function signalNode(pid: number, id: string, sig: Deno.Signal): Promise<boolean> {
   if (!await isOurNode(pid, id)) return false;

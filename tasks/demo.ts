@@ -13,7 +13,7 @@ import {
   PROJECT_ROOT,
   type Started,
   startNode,
-  stopPid,
+  stopStarted,
   tail,
   waitForLeader,
 } from "./_cluster.ts";
@@ -65,10 +65,7 @@ async function main(): Promise<number> {
   const lay = layout(root, 3, base);
   const started: Started[] = [];
   const stopAll = async () => {
-    await Promise.all(started.map(async (s, i) => {
-      await stopPid(s.pid, lay.nodes[i].id, 5000);
-      await s.child.status;
-    }));
+    await stopStarted(started.map((s, i) => [lay.nodes[i].id, s]));
     started.length = 0;
   };
   Deno.addSignalListener("SIGINT", () => stopAll().then(() => Deno.exit(130)));

@@ -19,7 +19,7 @@ import {
   PROJECT_ROOT,
   type Started,
   startNode,
-  stopPid,
+  stopStarted,
   waitForLeader,
 } from "./_cluster.ts";
 
@@ -180,10 +180,7 @@ async function main(): Promise<number> {
   const lay = layout(root, 3, Number(a["base-port"]));
   const started: Started[] = [];
   const stopOurs = async () => {
-    await Promise.all(started.map(async (s, i) => {
-      await stopPid(s.pid, lay.nodes[i].id, 5000);
-      await s.child.status;
-    }));
+    await stopStarted(started.map((s, i) => [lay.nodes[i].id, s]));
     started.length = 0;
   };
   const etcdDir = join(root, "etcd");

@@ -285,7 +285,7 @@ export class RaftNode {
    * per batch of work on the event loop, so proposals still travel together.
    */
   private sendSoon(): void {
-    if (this.sendQueued || !this.core.isLeaderNow) return;
+    if (this.sendQueued || this.core.currentRole !== "leader") return;
     this.sendQueued = true;
     queueMicrotask(() => {
       this.sendQueued = false;
@@ -335,7 +335,7 @@ export class RaftNode {
     await this.storage.persist(
       rd,
       this.opts.blockingSync === "always" ||
-        (this.opts.blockingSync === "follower" && !this.core.isLeaderNow),
+        (this.opts.blockingSync === "follower" && this.core.currentRole !== "leader"),
     );
     if (rd.mustSync) {
       this.stats.persistMs.add(performance.now() - t0);

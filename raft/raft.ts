@@ -408,10 +408,6 @@ export class Raft {
     return this.leader;
   }
 
-  get isLeaderNow(): boolean {
-    return this.role === "leader";
-  }
-
   get currentTerm(): number {
     return this.term;
   }

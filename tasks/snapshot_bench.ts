@@ -15,7 +15,7 @@ import { join } from "@std/path";
 import { $ } from "zx";
 import { encodeCommand } from "../kv/command.ts";
 import { KvStore } from "../kv/store.ts";
-import { EntryType, type Ready } from "../raft/types.ts";
+import { EntryType } from "../raft/types.ts";
 import { DiskStorage } from "../storage/mod.ts";
 import { PROJECT_ROOT } from "./_cluster.ts";
 
@@ -89,16 +89,7 @@ async function measure(
           data: encodeCommand({ op: "put", key: `tail-${j}`, value }),
         });
       }
-      const rd: Ready = {
-        hardState: { term: 1, vote: "n1", commit: keys + i + entries.length - 1 },
-        snapshot: null,
-        entries,
-        messages: [],
-        committed: [],
-        readStates: [],
-        mustSync: true,
-      };
-      await storage.persist(rd);
+      await storage.wal.write({ entries, commit: keys + i + entries.length - 1, sync: true });
     }
     storage.close();
 

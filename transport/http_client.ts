@@ -13,6 +13,8 @@
  * Any error or timeout closes that connection (its state is unknown) and rejects the request.
  */
 
+import { concat } from "@std/bytes/concat";
+
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const CRLF2 = [13, 10, 13, 10];
@@ -173,7 +175,6 @@ class Connection {
 
   private async readChunked(): Promise<Uint8Array> {
     const parts: Uint8Array[] = [];
-    let total = 0;
     while (true) {
       const size = parseInt(await this.readLine(), 16);
       if (!Number.isFinite(size) || size < 0) throw new HttpClientError("bad chunk size");
@@ -182,16 +183,9 @@ class Connection {
         break;
       }
       parts.push(await this.readBytes(size));
-      total += size;
       await this.readBytes(2);
     }
-    const out = new Uint8Array(total);
-    let at = 0;
-    for (const p of parts) {
-      out.set(p, at);
-      at += p.length;
-    }
-    return out;
+    return concat(parts);
   }
 
   private async readToEnd(): Promise<Uint8Array> {

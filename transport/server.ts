@@ -11,6 +11,7 @@
  *   503 no leader known, too busy, or a read that could not be confirmed (Retry-After)
  *   504 a write that did not commit in time: its outcome is unknown
  */
+import { concat } from "@std/bytes/concat";
 import { STATUS_CODE } from "@std/http/status";
 import { decodeMessage, encodeMessage, Reader, Writer } from "../raft/codec.ts";
 import {
@@ -320,11 +321,5 @@ async function readBodyRaw(req: Request, max: number): Promise<Uint8Array> {
     }
     parts.push(value);
   }
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
+  return concat(parts);
 }
